@@ -1,0 +1,27 @@
+# layerscope: dump every layer of every model once, then measure and probe it.
+# Usage: snakemake --cores 8            (config.yaml, profiles/default)
+#        snakemake --profile profiles/slurm   (a SLURM cluster, README "Cluster")
+from snakemake.utils import min_version
+
+from layerscope.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+config.update(
+    validate_config(config, workflow.basedir + "/workflow/schemas/config.schema.yaml")
+)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/texts.smk"
+include: "workflow/rules/dump.smk"
+
+
+rule all:
+    input:
+        all_stores(),
+    default_target: True

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+from layerscope.models import resolve_source
+
+RESULTS = config["results"]
+MODELS = config["models"]
+SOURCES = config["sources"]
+LIBRARY = Path(workflow.basedir) / "src" / "layerscope"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+    source=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+
+
+def lib(*modules):
+    """Library modules a rule runs: editing one reruns the rule's jobs."""
+    return [str(LIBRARY / module) for module in modules]
+
+
+def source_spec(wildcards):
+    return SOURCES[wildcards.source]
+
+
+def source_files(wildcards):
+    """Local files a source reads, so that changing them reruns its texts job."""
+    spec = SOURCES[wildcards.source]
+    if "path" in spec:
+        return [spec["path"]]
+    if "builtin" in spec:
+        return sorted(str(p) for p in (LIBRARY / "data" / "corpora").glob(f"{spec['builtin']}.*"))
+    return []
+
+
+def needs_conversion(model):
+    """GGUF checkpoints are de-quantised once into a safetensors copy."""
+    spec = MODELS[model]
+    resolved = resolve_source(spec["source"], spec["gguf_file"])
+    return resolved.gguf_file is not None and not spec["random_init"]
+
+
+def converted_model(wildcards):
+    if needs_conversion(wildcards.model):
+        return [f"{RESULTS}/models/{wildcards.model}"]
+    return []
+
+
+def dump_spec(wildcards):
+    """The model entry the dump job runs; a converted GGUF is read from its copy."""
+    spec = dict(MODELS[wildcards.model])
+    if needs_conversion(wildcards.model):
+        spec.update(source=f"{RESULTS}/models/{wildcards.model}", gguf_file=None)
+    return spec
+
+
+def dump_mem_mb(wildcards):
+    return MODELS[wildcards.model]["mem_mb"]
+
+
+def store_path(model, source):
+    return f"{RESULTS}/activations/{model}/{source}.zarr"
+
+
+def all_stores():
+    return [store_path(model, source) for model in MODELS for source in SOURCES]

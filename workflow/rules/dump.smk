@@ -1,0 +1,37 @@
+rule convert_model:
+    input:
+        code=lib("models.py"),
+    output:
+        directory(f"{RESULTS}/models/{{model}}"),
+    log:
+        f"{RESULTS}/logs/convert_model/{{model}}.log",
+    params:
+        spec=lambda wildcards: MODELS[wildcards.model],
+    resources:
+        mem_mb=dump_mem_mb,
+    conda:
+        "../../envs/layerscope.yaml"
+    script:
+        "../scripts/convert_model.py"
+
+
+rule dump:
+    input:
+        texts=f"{RESULTS}/texts/{{source}}.parquet",
+        model=converted_model,
+        code=lib("extract.py", "models.py", "store.py"),
+    output:
+        directory(f"{RESULTS}/activations/{{model}}/{{source}}.zarr"),
+    log:
+        f"{RESULTS}/logs/dump/{{model}}/{{source}}.log",
+    params:
+        spec=dump_spec,
+        tokens=lambda wildcards: SOURCES[wildcards.source]["tokens"],
+    threads: 2
+    resources:
+        mem_mb=dump_mem_mb,
+        gpu=1,
+    conda:
+        "../../envs/layerscope.yaml"
+    script:
+        "../scripts/dump.py"
