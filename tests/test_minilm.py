@@ -1,4 +1,4 @@
-"""The real pretrained MiniLM that ships in a pip package, against sentence-transformers."""
+"""The real pretrained MiniLM of a pip package, against sentence-transformers."""
 
 from __future__ import annotations
 

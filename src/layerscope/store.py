@@ -6,7 +6,7 @@ Layout (see docs/store.md)::
         pooled/mean    (n_layers, n_texts, dim)   one layer per chunk row
         pooled/last    (n_layers, n_texts, dim)
         tokens         (n_layers, n_tokens, dim)  only where the source asks for it
-        offsets        (n_texts + 1,) int64       tokens of text i: offsets[i]:offsets[i+1]
+        offsets        (n_texts + 1,) int64       text i: offsets[i]:offsets[i+1]
         n_tokens       (n_texts,) int64           real tokens seen per text
 
 ``n_layers`` is L + 1: index 0 is the embedding output, index L the last block
@@ -228,7 +228,7 @@ class ActivationStore:
 
     @property
     def offsets(self) -> np.ndarray:
-        """(n_texts + 1,) int64: the token rows of text i are offsets[i]:offsets[i+1]."""
+        """(n_texts + 1,) int64: text i has token rows offsets[i]:offsets[i+1]."""
         return self.root["offsets"][:]
 
     @property

@@ -27,8 +27,14 @@ _TRAINING_TEXT = [
 
 
 def _train_tokenizer(arch: str, vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     corpus = [f"{line} {i}" for i in range(40) for line in _TRAINING_TEXT]
