@@ -19,9 +19,11 @@ config.update(
 include: "workflow/rules/common.smk"
 include: "workflow/rules/texts.smk"
 include: "workflow/rules/dump.smk"
+include: "workflow/rules/metrics.smk"
 
 
 rule all:
     input:
         all_stores(),
+        all_metrics(),
     default_target: True

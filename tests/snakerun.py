@@ -20,7 +20,7 @@ def write_config(folder: Path, config: dict) -> Path:
 
 
 def snakemake(
-    folder: Path, *args: str, timeout: int = 600
+    folder: Path, *args: str, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile with ``folder`` as the working directory."""
     command = [
@@ -35,7 +35,9 @@ def snakemake(
         "2",
         *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def planned_jobs(folder: Path) -> dict[str, int]:

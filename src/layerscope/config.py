@@ -89,6 +89,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     _fill_defaults(config, schema, schema)
     check_models(config)
     check_sources(config)
+    check_metrics(config)
     return config
 
 
@@ -114,3 +115,18 @@ def check_sources(config: dict) -> None:
                 f"config: sources.{name}: no text left after dropping empty, short "
                 f"and duplicate texts ({len(raw)} raw texts)"
             )
+
+
+def check_metrics(config: dict) -> None:
+    from layerscope.augment import AugmentConfig
+
+    for name in config["metrics"]["sources"] or []:
+        if name not in config["sources"]:
+            raise ConfigError(
+                f"config: metrics.sources: {name!r} is not a source "
+                f"(sources: {', '.join(config['sources'])})"
+            )
+    try:
+        AugmentConfig.from_dict(config["augment"]["recipe"])
+    except ValueError as error:
+        raise ConfigError(f"config: augment.recipe: {error}") from None

@@ -183,3 +183,59 @@ def read_texts(path: str | Path) -> tuple[pd.DataFrame, str]:
     table = pq.read_table(path)
     digest = (table.schema.metadata or {}).get(HASH_KEY, b"").decode()
     return table.to_pandas(), digest
+
+
+def build_views(
+    texts_path: str | Path,
+    out_path: str | Path,
+    *,
+    n_prompts: int | None,
+    n_views: int,
+    seed: int,
+    recipe: dict,
+) -> str:
+    """Write the augmented views of (a seeded sample of) a texts file.
+
+    The output is a texts file like any other, one row per (prompt, view),
+    with two more columns: ``prompt`` (the row in ``texts_path``) and ``view``.
+    The dump stage reads its ``text`` column; the view metrics its layout.
+    """
+    from layerscope.augment import AugmentConfig, make_views
+
+    frame, _ = read_texts(texts_path)
+    rows = np.arange(len(frame))
+    if n_prompts is not None and n_prompts < len(frame):
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(frame), size=n_prompts, replace=False))
+    prompts = frame["text"].to_numpy()[rows].tolist()
+    views = make_views(
+        prompts, n_views, seed=seed, config=AugmentConfig.from_dict(recipe)
+    )
+
+    flat = [view for per_prompt in views for view in per_prompt]
+    digest = text_hash(flat)
+    table = pa.table(
+        {
+            "id": pa.array(
+                np.repeat(frame["id"].to_numpy()[rows], n_views), pa.int64()
+            ),
+            "text": pa.array(flat),
+            "prompt": pa.array(np.repeat(rows, n_views), pa.int64()),
+            "view": pa.array(np.tile(np.arange(n_views), len(rows)), pa.int64()),
+        }
+    )
+    table = table.replace_schema_metadata({HASH_KEY: digest.encode()})
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out_path)
+    log.info(
+        "views: %d prompts x %d views = %d texts, hash %s, written to %s",
+        len(rows),
+        n_views,
+        len(flat),
+        digest[:12],
+        out_path,
+    )
+    return digest

@@ -57,9 +57,53 @@ def dump_mem_mb(wildcards):
     return MODELS[wildcards.model]["mem_mb"]
 
 
+def dump_runtime(wildcards):
+    return MODELS[wildcards.model]["runtime"]
+
+
 def store_path(model, source):
     return f"{RESULTS}/activations/{model}/{source}.zarr"
 
 
 def all_stores():
     return [store_path(model, source) for model in MODELS for source in SOURCES]
+
+
+METRICS = config["metrics"]["run"]
+TOKEN_METRICS = ("prompt_entropy", "curvature")
+VIEW_METRICS = ("infonce", "lidar", "dime")
+N_VIEWS = max(
+    [2 for m in ("infonce", "dime") if m in METRICS]
+    + [config["metrics"]["lidar"]["views"] for m in ("lidar",) if m in METRICS]
+    + [0]
+)
+
+
+wildcard_constraints:
+    metric="|".join(METRICS) or "none",
+
+
+def metric_inputs(wildcards):
+    """A metric reads the views' store, or the source's own store."""
+    if wildcards.metric in VIEW_METRICS:
+        return {
+            "store": f"{RESULTS}/activations/{wildcards.model}/views/{wildcards.source}.zarr",
+            "views": f"{RESULTS}/texts/views/{wildcards.source}.parquet",
+        }
+    return {"store": store_path(wildcards.model, wildcards.source)}
+
+
+def measured_sources():
+    chosen = config["metrics"]["sources"]
+    return list(SOURCES) if chosen is None else chosen
+
+
+def all_metrics():
+    """Token metrics run on the sources that store tokens, the others on all."""
+    return [
+        f"{RESULTS}/metrics/{model}/{source}/{metric}.parquet"
+        for model in MODELS
+        for source in measured_sources()
+        for metric in METRICS
+        if metric not in TOKEN_METRICS or SOURCES[source]["tokens"]
+    ]

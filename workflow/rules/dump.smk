@@ -30,6 +30,7 @@ rule dump:
     threads: 2
     resources:
         mem_mb=dump_mem_mb,
+        runtime=dump_runtime,
         gpu=1,
     conda:
         "../../envs/layerscope.yaml"
