@@ -8,6 +8,9 @@ from layerscope.config import validate_config
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 configfile: "config.yaml"
 
 
@@ -20,10 +23,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/texts.smk"
 include: "workflow/rules/dump.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/probing.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_stores(),
         all_metrics(),
+        all_probes(),
+        all_reports(),
     default_target: True

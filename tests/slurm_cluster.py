@@ -6,8 +6,8 @@ pid files in a scratch folder; client commands find the cluster through
 plugin drops every ``SLURM_*`` variable, ``SLURM_CONF`` included, before its
 nested ``srun``, which then only finds the default path (a host with a real
 cluster config there is left alone and the test skipped). Without slurmdbd
-there is no accounting, so the SLURM executor is told to ask ``squeue`` for job states (``MinJobAge`` keeps
-finished jobs visible to it).
+there is no accounting, so the SLURM executor is told to ask ``squeue`` for
+job states (``MinJobAge`` keeps finished jobs visible to it).
 """
 
 from __future__ import annotations

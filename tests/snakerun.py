@@ -19,11 +19,9 @@ def write_config(folder: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(
-    folder: Path, *args: str, timeout: int = 600, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile with ``folder`` as the working directory."""
-    command = [
+def command(folder: Path, *args: str, cores: int = 2) -> list[str]:
+    """The command line that runs the repository's Snakefile in ``folder``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -32,21 +30,31 @@ def snakemake(
         "-d",
         str(folder),
         "--cores",
-        "2",
+        str(cores),
         *args,
     ]
+
+
+def snakemake(
+    folder: Path, *args: str, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile with ``folder`` as the working directory."""
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=env
+        command(folder, *args), capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
-def planned_jobs(folder: Path) -> dict[str, int]:
-    """Rule -> job count of what a dry run would do."""
-    run = snakemake(folder, "-n", "--quiet", "rules")
-    assert run.returncode == 0, run.stderr
-    counts = {}
+def planned(folder: Path, *args: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run would run, the target rule aside."""
+    run = snakemake(folder, "-n", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs, rule = [], None
     for line in (run.stdout + run.stderr).splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) not in ("total", "job"):
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+        match = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if match:
+            rule = match.group(1)
+            jobs.append((rule, {}))
+        elif line.strip().startswith("wildcards:") and jobs:
+            pairs = line.strip()[len("wildcards:") :].split(",")
+            jobs[-1][1].update(p.strip().split("=", 1) for p in pairs if "=" in p)
+    return [(rule, wildcards) for rule, wildcards in jobs if rule != "all"]

@@ -54,13 +54,12 @@ def test_the_workflow_runs_on_slurm_and_matches_a_local_run(
         "squeue",
         "--set-resources",
         "dump:gpu=0",
-        "dump_views:gpu=0",
         env=cluster.env,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-4000:] + cluster.log_tail()
     submitted = (run.stdout + run.stderr).count("has been submitted with SLURM jobid")
-    assert submitted == 6  # texts, augment, dump, dump_views and 2 metrics
+    assert submitted == 6  # texts, augment, 2 dumps (lines, views/lines), 2 metrics
     assert snakemake(local).returncode == 0
 
     store = "results/activations/gpt2/lines.zarr"

@@ -8,9 +8,14 @@ SOURCES = config["sources"]
 LIBRARY = Path(workflow.basedir) / "src" / "layerscope"
 
 
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+
+
 wildcard_constraints:
-    model=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
-    source=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+    model=NAME,
+    source=NAME,
+    task=NAME,
+    textset=rf"((views|tasks)/)?{NAME}",
 
 
 def lib(*modules):
@@ -49,8 +54,15 @@ def dump_spec(wildcards):
     """The model entry the dump job runs; a converted GGUF is read from its copy."""
     spec = dict(MODELS[wildcards.model])
     if needs_conversion(wildcards.model):
-        spec.update(source=f"{RESULTS}/models/{wildcards.model}", gguf_file=None)
+        copy = f"{RESULTS}/models/{wildcards.model}"
+        spec.update(source=copy if copy.startswith("/") else f"./{copy}", gguf_file=None)
     return spec
+
+
+def stores_tokens(wildcards):
+    """Token vectors are kept for sources that ask; views and tasks are pooled."""
+    source = SOURCES.get(wildcards.textset)
+    return bool(source and source["tokens"])
 
 
 def dump_mem_mb(wildcards):
@@ -107,3 +119,51 @@ def all_metrics():
         for metric in METRICS
         if metric not in TOKEN_METRICS or SOURCES[source]["tokens"]
     ]
+
+
+TASKS = config["tasks"]
+
+
+def task_entry(wildcards):
+    """The entry probing.resolve_task takes: the task's name and its filters."""
+    spec = TASKS[wildcards.task]
+    return {
+        "name": spec["task"] or wildcards.task,
+        "splits": spec["splits"],
+        "subsets": spec["subsets"],
+    }
+
+
+def all_probes():
+    return [f"{RESULTS}/probing/{model}/{task}.parquet" for model in MODELS for task in TASKS]
+
+
+def model_order():
+    """Models in config order: fixes each model's colour in every figure."""
+    return list(MODELS)
+
+
+def metrics_of_source(wildcards):
+    return [path for path in all_metrics() if f"/{wildcards.source}/" in path]
+
+
+def all_reports():
+    """Tables and figures for what the config measures and probes."""
+    targets, figures = [], f"{RESULTS}/figures"
+    if all_metrics():
+        targets.append(f"{RESULTS}/tables/metrics.csv")
+        targets += [f"{figures}/metrics_{source}.png" for source in measured_sources()]
+        if "prompt_entropy" in METRICS:
+            targets += [
+                f"{figures}/{model}/prompt_entropy_{source}.png"
+                for model in MODELS
+                for source in measured_sources()
+                if SOURCES[source]["tokens"]
+            ]
+    if all_probes():
+        targets.append(f"{RESULTS}/tables/best_layers.csv")
+        targets += [f"{figures}/score_vs_depth.png"]
+        targets += [f"{figures}/{model}/task_heatmap.png" for model in MODELS]
+    if all_metrics() and all_probes():
+        targets += [f"{RESULTS}/tables/layer_choice.csv", f"{figures}/correlations.png"]
+    return targets

@@ -15,18 +15,20 @@ rule convert_model:
         "../scripts/convert_model.py"
 
 
+# One rule for every text set: a source, its views (views/{source}) and the
+# texts of a task (tasks/{task}).
 rule dump:
     input:
-        texts=f"{RESULTS}/texts/{{source}}.parquet",
+        texts=f"{RESULTS}/texts/{{textset}}.parquet",
         model=converted_model,
         code=lib("extract.py", "models.py", "store.py"),
     output:
-        directory(f"{RESULTS}/activations/{{model}}/{{source}}.zarr"),
+        directory(f"{RESULTS}/activations/{{model}}/{{textset}}.zarr"),
     log:
-        f"{RESULTS}/logs/dump/{{model}}/{{source}}.log",
+        f"{RESULTS}/logs/dump/{{model}}/{{textset}}.log",
     params:
         spec=dump_spec,
-        tokens=lambda wildcards: SOURCES[wildcards.source]["tokens"],
+        tokens=stores_tokens,
     threads: 2
     resources:
         mem_mb=dump_mem_mb,

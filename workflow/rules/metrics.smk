@@ -17,29 +17,6 @@ rule augment:
         "../scripts/augment.py"
 
 
-rule dump_views:
-    input:
-        texts=f"{RESULTS}/texts/views/{{source}}.parquet",
-        model=converted_model,
-        code=lib("extract.py", "models.py", "store.py"),
-    output:
-        directory(f"{RESULTS}/activations/{{model}}/views/{{source}}.zarr"),
-    log:
-        f"{RESULTS}/logs/dump_views/{{model}}/{{source}}.log",
-    params:
-        spec=dump_spec,
-        tokens=False,
-    threads: 2
-    resources:
-        mem_mb=dump_mem_mb,
-        runtime=dump_runtime,
-        gpu=1,
-    conda:
-        "../../envs/layerscope.yaml"
-    script:
-        "../scripts/dump.py"
-
-
 rule metric:
     input:
         unpack(metric_inputs),

@@ -12,7 +12,7 @@ dump(
     texts["text"].tolist(),
     snakemake.output[0],
     model_name=snakemake.wildcards.model,
-    source_name=snakemake.wildcards.source,
+    source_name=snakemake.wildcards.textset,
     text_hash=text_hash,
     store_tokens=snakemake.params.tokens,
 )
