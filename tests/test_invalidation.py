@@ -47,7 +47,7 @@ def _base_config(tiny_models, folder: Path) -> dict:
             "sources": ["lines"],
         },
         "augment": {"n": 4},
-        "tasks": {"WordNetNounGlossSTS": {}},
+        "tasks": {"WordNetNounCategoryClustering": {}},
     }
 
 
@@ -125,7 +125,7 @@ def test_adding_a_model_runs_only_its_jobs(change, tiny_models):
 
     jobs = change(add_llama)
     per_model = {"figure_prompt_entropy": 1, "figure_task_heatmap": 1}
-    # lines, more, views/lines and tasks/WordNetNounGlossSTS
+    # lines, more, views/lines and tasks/WordNetNounCategoryClustering
     assert _count(jobs) == {
         "dump": 4,
         "metric": 3,

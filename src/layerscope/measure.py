@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from layerscope import metrics as m
+from layerscope.files import atomic_path
 from layerscope.store import ActivationStore
 
 log = logging.getLogger(__name__)
@@ -175,10 +176,5 @@ def measure(
 
 def write_metric(frame: pd.DataFrame, path) -> None:
     """Write a metric frame atomically (a temporary file, then a rename)."""
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

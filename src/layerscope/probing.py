@@ -28,6 +28,7 @@ from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from tqdm.auto import tqdm
 
+from layerscope.files import atomic_path
 from layerscope.tasktexts import (
     batch_texts,
     evaluate_task,
@@ -347,13 +348,8 @@ def probe_store(
 
 def write_probe(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a probe frame to parquet atomically (a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path = Path(path)
     log.info("wrote %d probe rows to %s", len(frame), path)
     return path

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from layerscope.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -583,13 +585,8 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     pathlib.Path
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path = Path(path)
     log.info("wrote %d rows to %s", len(frame), path)
     return path

@@ -25,6 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from layerscope.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 HASH_KEY = b"layerscope.text_hash"
@@ -149,11 +151,8 @@ def write_texts(
     table = table.replace_schema_metadata(
         {HASH_KEY: digest.encode(), SPEC_KEY: json.dumps(spec or {}).encode()}
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return digest
 
 
@@ -225,11 +224,8 @@ def build_views(
         }
     )
     table = table.replace_schema_metadata({HASH_KEY: digest.encode()})
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        pq.write_table(table, tmp)
     log.info(
         "views: %d prompts x %d views = %d texts, hash %s, written to %s",
         len(rows),

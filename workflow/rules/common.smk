@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from layerscope.models import resolve_source
@@ -11,15 +12,8 @@ LIBRARY = Path(workflow.basedir) / "src" / "layerscope"
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
 
 
-wildcard_constraints:
-    model=NAME,
-    source=NAME,
-    task=NAME,
-    textset=rf"((views|tasks)/)?{NAME}",
-
-
 def lib(*modules):
-    """Library modules a rule runs: editing one reruns the rule's jobs."""
+    """Library modules a job runs, as inputs: editing one reruns those jobs."""
     return [str(LIBRARY / module) for module in modules]
 
 
@@ -50,12 +44,18 @@ def converted_model(wildcards):
     return []
 
 
+def model_settings(wildcards):
+    """A model entry without its scheduler resources, which change no result."""
+    scheduling = ("mem_mb", "runtime")
+    return {k: v for k, v in MODELS[wildcards.model].items() if k not in scheduling}
+
+
 def dump_spec(wildcards):
     """The model entry the dump job runs; a converted GGUF is read from its copy."""
-    spec = dict(MODELS[wildcards.model])
+    spec = model_settings(wildcards)
     if needs_conversion(wildcards.model):
         copy = f"{RESULTS}/models/{wildcards.model}"
-        spec.update(source=copy if copy.startswith("/") else f"./{copy}", gguf_file=None)
+        spec.update(source=copy if os.path.isabs(copy) else f"./{copy}", gguf_file=None)
     return spec
 
 
@@ -89,10 +89,6 @@ N_VIEWS = max(
     + [config["metrics"]["lidar"]["views"] for m in ("lidar",) if m in METRICS]
     + [0]
 )
-
-
-wildcard_constraints:
-    metric="|".join(METRICS) or "none",
 
 
 def metric_inputs(wildcards):

@@ -6,7 +6,7 @@ rule convert_model:
     log:
         f"{RESULTS}/logs/convert_model/{{model}}.log",
     params:
-        spec=lambda wildcards: MODELS[wildcards.model],
+        spec=model_settings,
     resources:
         mem_mb=dump_mem_mb,
     conda:
