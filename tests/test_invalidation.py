@@ -283,11 +283,13 @@ ALL_METRIC_JOBS = {"metric": 6, "figure_prompt_entropy": 2, **METRIC_AGGREGATES,
 def test_editing_a_stage_module_reruns_that_stage_and_below(finished, module, expected):
     folder, _ = finished
     path = REPO / "src" / "layerscope" / module
-    before = path.stat()
-    os.utime(path)  # as an edit would
+    before, text = path.stat(), path.read_text()
+    # an edit: Snakemake reruns on a changed checksum, not on a mere touch
+    path.write_text(text + "# an edit\n")
     try:
         jobs = planned(folder)
     finally:
+        path.write_text(text)
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert _count(jobs) == expected
 
@@ -312,9 +314,13 @@ def test_a_killed_run_leaves_nothing_taken_as_finished(finished, tiny_models, tm
         time.sleep(1.0)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        if stage != "probe":
+            assert snakemake(tmp_path, "--unlock").returncode == 0
 
-    other = snakemake(tmp_path, "-n")
-    assert "Directory cannot be locked" not in other.stderr  # a kill leaves no lock
+    # a SIGKILLed Snakemake cannot release its lock: it says so, and --unlock clears it
+    locked = snakemake(tmp_path, "-n")
+    assert locked.returncode != 0 and "cannot be locked" in locked.stderr
+    assert snakemake(tmp_path, "--unlock").returncode == 0
     run = snakemake(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 
@@ -334,6 +340,12 @@ def test_a_killed_run_leaves_nothing_taken_as_finished(finished, tiny_models, tm
             pd.testing.assert_frame_equal(
                 pd.read_parquet(tmp_path / name), pd.read_parquet(reference / name)
             )
+        name = f"results/probing/{model}/WordNetNounCategoryClustering.parquet"
+        columns = ["model", "task", "layer", "depth", "main_score"]
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / name)[columns],
+            pd.read_parquet(reference / name)[columns],
+        )
 
 
 def test_a_second_snakemake_on_the_same_folder_stops_at_the_lock(
