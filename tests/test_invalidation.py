@@ -314,13 +314,9 @@ def test_a_killed_run_leaves_nothing_taken_as_finished(finished, tiny_models, tm
         time.sleep(1.0)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        if stage != "probe":
-            assert snakemake(tmp_path, "--unlock").returncode == 0
+        # a SIGKILLed Snakemake cannot release its lock; --unlock clears it
+        assert snakemake(tmp_path, "--unlock").returncode == 0
 
-    # a SIGKILLed Snakemake cannot release its lock: it says so, and --unlock clears it
-    locked = snakemake(tmp_path, "-n")
-    assert locked.returncode != 0 and "cannot be locked" in locked.stderr
-    assert snakemake(tmp_path, "--unlock").returncode == 0
     run = snakemake(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 
