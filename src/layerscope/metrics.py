@@ -15,6 +15,7 @@ and ``alpha = 1`` is the von Neumann / Shannon form ``-sum_i p_i log p_i``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import operator
@@ -197,9 +198,33 @@ def _check_views(view_a, view_b) -> tuple[torch.Tensor, torch.Tensor]:
 
 # On the CPU, products and symmetric eigenvalues go through numpy: its
 # OpenBLAS/LAPACK took about half torch's time for both here (float64, one
-# thread: a 1000 x 1000 eigvalsh 0.07 s against 0.12 s, X^T X of 16000 x 576
-# 0.14 s against 0.27 s, since numpy spots X^T X and halves the work).
+# thread: a 1000 x 1000 eigvalsh 0.06 s against 0.10 s, X^T X of 16000 x 576
+# 0.11 s against 0.21 s, since numpy spots X^T X and halves the work).
 # Tensors and arrays share memory, so the hand-over copies nothing.
+#
+# OpenBLAS starts threads of its own, and torch's OpenMP threads keep spinning
+# on the cores for a while after each op: with two of each on two cores,
+# prompt entropy ran 3 times and dataset entropy 25 times slower than with one
+# torch thread. So every public function gives torch one thread on the CPU
+# while it runs (``_one_torch_thread``); BLAS keeps the threads it was given
+# (threadpoolctl sets them).
+
+
+def _one_torch_thread(function):
+    """Run ``function`` with torch on one thread when computing on the CPU."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        before = torch.get_num_threads()
+        if before == 1 or _device().type != "cpu":
+            return function(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -260,6 +285,7 @@ def _gram_entropy(gram: torch.Tensor, alpha: float) -> torch.Tensor:
 # ----------------------------------------------------------- preprocessing
 
 
+@_one_torch_thread
 def preprocess(z, center=False, normalize=False, offsets=None):
     """Centre and/or L2-normalise the rows of an activation matrix.
 
@@ -319,6 +345,7 @@ def preprocess(z, center=False, normalize=False, offsets=None):
 # ---------------------------------------------------------------- entropies
 
 
+@_one_torch_thread
 def matrix_entropy(z, alpha=1.0) -> float:
     """Matrix-based Renyi entropy of order ``alpha`` of the Gram spectrum of ``z``.
 
@@ -352,6 +379,7 @@ def matrix_entropy(z, alpha=1.0) -> float:
     return float(_gram_entropy(_gram(x), alpha))
 
 
+@_one_torch_thread
 def dataset_entropy(pooled, alpha=1.0) -> float:
     """Entropy of a corpus: :func:`matrix_entropy` of its pooled embeddings.
 
@@ -372,6 +400,7 @@ def dataset_entropy(pooled, alpha=1.0) -> float:
     return matrix_entropy(x, alpha)
 
 
+@_one_torch_thread
 def prompt_entropy(tokens, offsets, alpha=1.0) -> np.ndarray:
     """Entropy of every prompt's token matrix, batched over prompts.
 
@@ -445,6 +474,7 @@ def _gather_padded(x, starts, lengths) -> torch.Tensor:
     return padded.to(torch.float64)
 
 
+@_one_torch_thread
 def effective_rank(z) -> float:
     """Effective rank (Roy & Vetterli 2007) of ``z``.
 
@@ -522,6 +552,7 @@ def entropy_variants(value, n_samples, dim) -> dict:
 # ----------------------------------------------------------------- geometry
 
 
+@_one_torch_thread
 def curvature(tokens, offsets) -> CurvatureResult:
     """Mean turning angle of each prompt's token trajectory (Hosseini & Fedorenko).
 
@@ -603,6 +634,7 @@ def _contiguous_chunks(lengths: np.ndarray, budget: int) -> Iterator[tuple[int, 
 # --------------------------------------------------------------- invariance
 
 
+@_one_torch_thread
 def infonce(view_a, view_b, temperature=0.1) -> float:
     """Symmetric InfoNCE loss between two views of the same texts (Oord et al.).
 
@@ -663,6 +695,7 @@ def _symmetric_loss(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tenso
     return 0.5 * (rows_total + columns.sum()) / n - positive.mean()
 
 
+@_one_torch_thread
 def lidar(views, alpha=1.0, delta=1e-4) -> float:
     """LiDAR (Thilak et al. 2023): effective rank of the LDA matrix of the views.
 
@@ -732,6 +765,7 @@ def _whiten(s_w: torch.Tensor, columns: torch.Tensor, delta: float) -> torch.Ten
     return (v.mT @ columns) / torch.sqrt(w.clamp_min(delta))[:, None]
 
 
+@_one_torch_thread
 def dime(view_a, view_b, alpha=1.0, n_permutations=10, seed=0) -> float:
     """DiME (Skean et al. 2023): difference of matrix-based joint entropies.
 

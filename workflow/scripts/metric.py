@@ -1,4 +1,5 @@
 import torch
+from threadpoolctl import threadpool_limits
 
 from layerscope import open_store
 from layerscope.logs import log_to
@@ -7,6 +8,7 @@ from layerscope.texts import read_texts
 
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
+threadpool_limits(snakemake.threads)  # BLAS: the job's cores, not the node's
 layout = (
     read_texts(snakemake.input.views)[0] if "views" in snakemake.input.keys() else None
 )
