@@ -118,6 +118,24 @@ def test_prompt_entropy_matches_matrix_entropy_of_each_prompt():
         np.testing.assert_allclose(batched, one_by_one, atol=1e-10)
 
 
+def test_padded_length_groups_give_the_entropies_of_exact_ones(monkeypatch):
+    # the GPU pads prompts up into fewer groups; the CPU keeps exact lengths
+    rng = np.random.default_rng(16)
+    lengths = np.array([2, 3, 9, 11, 16, 17, 23, 40, 5, 70, 1, 33])
+    offsets = _offsets(lengths)
+    tokens = rng.standard_normal((offsets[-1], 24)).astype(np.float32)
+    exact = metrics.prompt_entropy(tokens, offsets)
+
+    always_pad = metrics._length_buckets
+    monkeypatch.setattr(
+        metrics, "_length_buckets", lambda lengths, pad: always_pad(lengths, True)
+    )
+    padded = metrics.prompt_entropy(tokens, offsets)
+
+    assert len(always_pad(lengths, True)) < len(always_pad(lengths, False))
+    np.testing.assert_allclose(padded, exact, atol=1e-12)
+
+
 def test_one_token_prompts_have_zero_entropy():
     tokens = np.random.default_rng(7).standard_normal((4, 8))
 

@@ -421,11 +421,14 @@ def prompt_entropy(tokens, offsets, alpha=1.0) -> np.ndarray:
 
     Notes
     -----
-    Prompts are grouped by padded length (padding waste under ~25 %) and each
-    group's zero-padded Gram matrices go through one batched
-    ``eigvalsh``; zero rows only add zero eigenvalues, which do not change the
-    entropy. Work goes in chunks of a few MiB on the CPU (cache-sized) and a
-    few hundred MiB on the GPU, whatever the number of prompts.
+    Prompts are grouped by length and each group's Gram matrices go through
+    one batched ``eigvalsh``. On the GPU, where a call costs more than the
+    work of a small matrix, lengths are padded up (waste under ~25 %) into
+    fewer groups; zero rows only add zero eigenvalues, which do not change the
+    entropy. On the CPU every length is its own group: a padded matrix costs
+    up to twice as much to decompose. Work goes in chunks of a few MiB on the
+    CPU (cache-sized) and a few hundred MiB on the GPU, whatever the number of
+    prompts.
     """
     x = _as_tensor(tokens, "tokens", 2, "(n_tokens, dim)", keep_dtype=True)
     offsets = _check_offsets(offsets, x.shape[0])
@@ -434,30 +437,33 @@ def prompt_entropy(tokens, offsets, alpha=1.0) -> np.ndarray:
     dim = x.shape[1]
 
     entropies = np.zeros(len(lengths))
-    buckets = _length_buckets(lengths)
+    buckets = _length_buckets(lengths, pad=x.device.type != "cpu")
     for pad, members in buckets:
         side = min(pad, dim)
         per_prompt = pad * dim + 2 * side * side
         for chunk in _chunks(members, per_prompt, _chunk_elements(x.device)):
-            padded = _gather_padded(x, offsets[chunk], lengths[chunk])
+            padded = _gather_padded(x, offsets[chunk], lengths[chunk], pad)
             entropies[chunk] = _gram_entropy(_gram(padded), alpha).cpu().numpy()
 
     log.debug("prompt entropy of %d prompts in %d buckets", len(lengths), len(buckets))
     return entropies
 
 
-def _length_buckets(lengths: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Prompts of 2+ tokens grouped by padded length: [(pad, prompt indices)]."""
+def _length_buckets(lengths: np.ndarray, pad: bool) -> list[tuple[int, np.ndarray]]:
+    """Prompts of 2+ tokens grouped by (padded) length: [(length, prompt indices)].
+
+    With ``pad``, lengths go up to a multiple of a quarter of their power of
+    two (at least 8), so that padding adds under 25 % to any prompt.
+    """
     members = np.flatnonzero(lengths > 1)
     if members.size == 0:
         return []
 
-    # Pad up to a multiple of a quarter of the length's power of two (at least
-    # 8), so that padding adds under 25 % to any prompt.
     need = lengths[members]
-    step = 2 ** np.maximum(np.floor(np.log2(need)).astype(np.int64) - 2, 3)
-    pads = -(-need // step) * step
-    return [(int(pad), members[pads == pad]) for pad in np.unique(pads)]
+    if pad:
+        step = 2 ** np.maximum(np.floor(np.log2(need)).astype(np.int64) - 2, 3)
+        need = -(-need // step) * step
+    return [(int(length), members[need == length]) for length in np.unique(need)]
 
 
 def _chunks(members: np.ndarray, per_item: int, budget: int) -> Iterator[np.ndarray]:
@@ -467,11 +473,15 @@ def _chunks(members: np.ndarray, per_item: int, budget: int) -> Iterator[np.ndar
         yield members[start : start + size]
 
 
-def _gather_padded(x, starts, lengths) -> torch.Tensor:
-    """Prompts of x -> (n_prompts, longest, dim) float64, zero rows after each end."""
-    prompts = [x[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist())]
-    padded = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
-    return padded.to(torch.float64)
+def _gather_padded(x, starts, lengths, pad: int) -> torch.Tensor:
+    """Prompts of x -> (n_prompts, pad, dim) float64, zero rows after each end."""
+    steps = torch.arange(pad, device=x.device)
+    rows = torch.as_tensor(starts, device=x.device)[:, None] + steps  # (n, pad)
+    padded = x[rows.clamp_max(x.shape[0] - 1)].to(torch.float64)
+    beyond = steps >= torch.as_tensor(lengths, device=x.device)[:, None]
+    if beyond.any():
+        padded.masked_fill_(beyond[..., None], 0.0)
+    return padded
 
 
 @_one_torch_thread
