@@ -93,6 +93,14 @@ def dime_permutations(n, n_permutations=N_PERMUTATIONS, seed=0):
     return [torch.randperm(n, generator=generator) for _ in range(n_permutations)]
 
 
+def prompt_by_prompt(entropy, tokens, offsets):
+    """``entropy`` of each prompt's tokens in turn, 0 for a one-token prompt."""
+    values = []
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        values.append(0.0 if stop - start == 1 else entropy(tokens[start:stop]))
+    return np.array(values)
+
+
 # ------------------------------ baseline "loop": the research code's way
 
 
@@ -107,13 +115,6 @@ def loop_entropy(z):
     gram = z @ z.T if n <= d else z.T @ z
     lam, _ = torch.linalg.eigh(gram / torch.trace(gram))
     return float(_shannon(lam))
-
-
-def loop_prompt_entropy(tokens, offsets):
-    values = []
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        values.append(0.0 if stop - start == 1 else loop_entropy(tokens[start:stop]))
-    return np.array(values)
 
 
 def loop_curvature(tokens, offsets):
@@ -190,13 +191,6 @@ def _numpy_shannon(lam):
     p = lam / lam.sum()
     p = p[p > 0]
     return float(-(p * np.log(p)).sum())
-
-
-def numpy_prompt_entropy(tokens, offsets):
-    values = []
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        values.append(0.0 if stop - start == 1 else numpy_entropy(tokens[start:stop]))
-    return np.array(values)
 
 
 def numpy_curvature(tokens, offsets):
@@ -308,7 +302,9 @@ def calls(tokens, offsets, pooled, views, device):
             "dime": lambda: metrics.dime(a, b, n_permutations=N_PERMUTATIONS),
         },
         "loop": {
-            "prompt_entropy": lambda: loop_prompt_entropy(t["tokens"], offsets),
+            "prompt_entropy": lambda: prompt_by_prompt(
+                loop_entropy, t["tokens"], offsets
+            ),
             "curvature": lambda: loop_curvature(t["tokens"], offsets),
             "dataset_entropy": lambda: loop_entropy(t["pooled"]),
             "effective_rank": lambda: loop_effective_rank(t["pooled"]),
@@ -317,7 +313,9 @@ def calls(tokens, offsets, pooled, views, device):
             "dime": lambda: loop_dime(t["views"][:, 0], t["views"][:, 1], t_perms),
         },
         "numpy": {
-            "prompt_entropy": lambda: numpy_prompt_entropy(n64["tokens"], offsets),
+            "prompt_entropy": lambda: prompt_by_prompt(
+                numpy_entropy, n64["tokens"], offsets
+            ),
             "curvature": lambda: numpy_curvature(n64["tokens"], offsets),
             "dataset_entropy": lambda: numpy_entropy(n64["pooled"]),
             "effective_rank": lambda: numpy_effective_rank(n64["pooled"]),

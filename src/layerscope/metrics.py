@@ -1,7 +1,8 @@
 """Representation-quality metrics of one layer's activations.
 
 Pure functions over arrays (numpy or torch), computed in float64 with torch on
-the GPU when there is one, returning Python floats or numpy arrays. The maths,
+the GPU when there is one (on the CPU, products and eigenvalues go through
+numpy's BLAS/LAPACK), returning Python floats or numpy arrays. The maths,
 the preprocessing defaults and the faults of the original research code that
 these functions avoid are in docs/metrics.md.
 
