@@ -292,6 +292,23 @@ def test_infonce_is_symmetric_and_ignores_row_norms():
     assert metrics.infonce(scale * a, b) == pytest.approx(metrics.infonce(a, b))
 
 
+def test_infonce_in_row_blocks_matches_the_formula(monkeypatch):
+    # 40 rows in blocks of 3: the column-wise terms are merged across blocks
+    monkeypatch.setattr(metrics, "_CPU_CHUNK_ELEMENTS", 3 * 40)
+    rng = np.random.default_rng(19)
+    a, b = rng.standard_normal((40, 8)), rng.standard_normal((40, 8))
+    a_unit = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b_unit = b / np.linalg.norm(b, axis=1, keepdims=True)
+    logits = a_unit @ b_unit.T / 0.1
+    positive = np.diag(logits)
+    a_to_b = np.log(np.exp(logits).sum(1)) - positive
+    b_to_a = np.log(np.exp(logits).sum(0)) - positive
+
+    loss = metrics.infonce(a, b, temperature=0.1)
+
+    assert loss == pytest.approx(0.5 * (a_to_b.mean() + b_to_a.mean()), rel=1e-12)
+
+
 # ------------------------------------------------------------------- DiME
 
 
