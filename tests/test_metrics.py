@@ -103,6 +103,28 @@ def test_entropy_is_continuous_at_alpha_one():
         assert metrics.matrix_entropy(z, alpha) == pytest.approx(at_one, abs=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [10.0, 50.0, 200.0])
+def test_entropy_of_high_orders_keeps_its_digits(alpha):
+    # sum p^alpha is far below 1e-15 here; log1p(sum - 1) would give inf
+    z = np.random.default_rng(17).standard_normal((300, 200))
+    p = np.linalg.eigvalsh(z.T @ z)
+    p /= p.sum()
+    log_top = np.log(p.max())
+    expected = (alpha * log_top + np.log(((p / p.max()) ** alpha).sum())) / (1 - alpha)
+
+    assert metrics.matrix_entropy(z, alpha) == pytest.approx(expected, rel=1e-12)
+
+
+def test_entropy_near_zero_keeps_its_relative_digits():
+    # p = (1 - e, e): S_3 = -log(p1^3 + p2^3) / 2 = -log1p(-3e + 3e^2) / 2
+    small = 1e-10
+    z = np.diag([1.0, math.sqrt(small)])
+    e = small / (1 + small)
+
+    expected = -math.log1p(-3 * e + 3 * e * e) / 2
+    assert metrics.matrix_entropy(z, 3.0) == pytest.approx(expected, rel=1e-6)
+
+
 def test_prompt_entropy_matches_matrix_entropy_of_each_prompt():
     rng = np.random.default_rng(6)
     lengths = np.array([1, 2, 3, 9, 16, 17, 40, 5, 70, 1, 33])  # some above dim
@@ -142,6 +164,16 @@ def test_one_token_prompts_have_zero_entropy():
     entropy = metrics.prompt_entropy(tokens, [0, 1, 2, 4])
 
     assert entropy[0] == 0.0 and entropy[1] == 0.0 and entropy[2] > 0
+
+
+def test_a_one_token_prompt_centred_to_zero_has_no_entropy():
+    tokens = np.random.default_rng(7).standard_normal((4, 8))
+    offsets = [0, 1, 4]
+    centred = metrics.preprocess(tokens, center=True, normalize=True, offsets=offsets)
+
+    entropy = metrics.prompt_entropy(centred, offsets)
+
+    assert np.isnan(entropy[0]) and entropy[1] > 0
 
 
 def test_prompt_of_all_zero_tokens_has_no_entropy():
@@ -469,6 +501,7 @@ BAD_INPUTS = [
     (lambda: metrics.matrix_entropy(_Z, alpha=math.inf), "alpha"),
     (lambda: metrics.dataset_entropy(_Z[:1]), "pooled"),
     (lambda: metrics.effective_rank(np.full((3, 3), np.inf)), "z"),
+    (lambda: metrics.effective_rank(np.ones((1, 5))), "z"),
     (lambda: metrics.prompt_entropy(_Z, [0, 3, 2, 4]), "offsets"),
     (lambda: metrics.prompt_entropy(_Z, [0, 2, 3]), "offsets"),
     (lambda: metrics.prompt_entropy(_Z, [1, 4]), "offsets"),

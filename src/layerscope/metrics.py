@@ -267,10 +267,16 @@ def _renyi(weights: torch.Tensor, alpha: float) -> torch.Tensor:
     if alpha == 1.0:
         return -(p * log_p).sum(-1) + 0.0  # + 0.0: no -0.0 for rank one
 
-    # log(sum p^alpha) = log1p(sum p (p^(alpha-1) - 1)): exact, and stable as
-    # alpha -> 1 where the plain form divides a vanishing difference by 1 - alpha.
-    excess = torch.where(positive, p * torch.expm1((alpha - 1.0) * log_p), 0.0)
-    return torch.log1p(excess.sum(-1)) / (1.0 - alpha)
+    # log(sum p^alpha) as log1p(sum p (p^(alpha-1) - 1)): exact, and stable as
+    # alpha -> 1, where the plain form divides a vanishing difference by
+    # 1 - alpha. Where sum p^alpha is small instead (large alpha over many
+    # directions: under 1e-15 for alpha = 10 over a few hundred), log1p of a
+    # sum near -1 loses every digit and logsumexp keeps them.
+    excess = torch.where(positive, p * torch.expm1((alpha - 1.0) * log_p), 0.0).sum(-1)
+    if alpha < 1.0:
+        return torch.log1p(excess) / (1.0 - alpha)  # sum p^alpha >= 1
+    log_sum = torch.logsumexp(torch.where(positive, alpha * log_p, -torch.inf), -1)
+    return torch.where(excess > -0.5, torch.log1p(excess), log_sum) / (1.0 - alpha)
 
 
 def _gram_entropy(gram: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -417,8 +423,9 @@ def prompt_entropy(tokens, offsets, alpha=1.0) -> np.ndarray:
     Returns
     -------
     (n_prompts,) float64 ndarray
-        :func:`matrix_entropy` of each prompt's tokens; 0 for one-token
-        prompts; NaN for a prompt whose tokens are all zero.
+        :func:`matrix_entropy` of each prompt's tokens; 0 for a one-token
+        prompt; NaN for a prompt whose tokens are all zero (a one-token
+        prompt after centring, for one).
 
     Notes
     -----
@@ -438,6 +445,10 @@ def prompt_entropy(tokens, offsets, alpha=1.0) -> np.ndarray:
     dim = x.shape[1]
 
     entropies = np.zeros(len(lengths))
+    single = np.flatnonzero(lengths == 1)  # rank one, or nothing if zero
+    if single.size:
+        zero = ~x[torch.as_tensor(offsets[single], device=x.device)].any(1)
+        entropies[single[zero.cpu().numpy()]] = np.nan
     buckets = _length_buckets(lengths, pad=x.device.type != "cpu")
     for pad, members in buckets:
         side = min(pad, dim)
@@ -492,7 +503,7 @@ def effective_rank(z) -> float:
     Parameters
     ----------
     z : (n_samples, dim) array or tensor
-        Used exactly as given.
+        Used exactly as given; at least 2 rows.
 
     Returns
     -------
@@ -508,6 +519,7 @@ def effective_rank(z) -> float:
     rank, not a slightly larger number.
     """
     x = _as_tensor(z, "z", 2, "(n_samples, dim)")
+    _check_min_rows(x, "z")
     if not x.any():
         raise ValueError("z is all zeros: its spectrum has no mass to normalise")
 
