@@ -98,7 +98,9 @@ def test_the_first_run_wrote_a_store_per_model_and_source(finished):
         infonce = pd.read_parquet(
             folder / f"results/metrics/{model}/lines/infonce.parquet"
         )
-        assert infonce["layer"].tolist() == list(range(lines.n_layers))
+        assert set(infonce["variant"]) == {"raw", "log_n"}
+        raw = infonce[infonce["variant"] == "raw"]
+        assert raw["layer"].tolist() == list(range(lines.n_layers))
         assert (infonce["n"] == 4).all()
 
 

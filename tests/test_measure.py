@@ -125,8 +125,48 @@ def test_prompt_entropy_keeps_every_prompt_and_averages_them(stores):
     )
     expected = metrics.prompt_entropy(tokens, token_store.offsets)
     np.testing.assert_allclose(row["per_prompt"], expected)
-    assert row["value"] == pytest.approx(expected.mean())
-    assert row["n"] == len(TEXTS)
+    one_token = token_store.n_tokens == 1
+    assert one_token.sum() == 1  # "a", which centring leaves with no entropy
+    assert np.isnan(expected[one_token]).all()
+    assert row["value"] == pytest.approx(expected[~one_token].mean())
+    assert row["n"] == len(TEXTS) - 1
+
+
+def test_every_variant_of_a_layer_averages_the_same_prompts(stores):
+    frame = _run("prompt_entropy", stores)
+
+    for _, layer in frame.groupby("layer"):
+        assert layer["n"].nunique() == 1
+        per_prompt = np.array(layer["per_prompt"].tolist())  # (variants, prompts)
+        kept = np.isfinite(per_prompt).all(0)
+        np.testing.assert_allclose(layer["value"], per_prompt[:, kept].mean(1))
+
+
+def test_infonce_and_dime_use_two_views_whatever_the_store_holds(stores):
+    _, view_store, layout = stores
+    order = np.lexsort((layout["view"], layout["prompt"]))
+    pooled = view_store.pooled(3, "mean")[order].reshape(len(TEXTS), 3, -1)
+    two = metrics.preprocess(pooled[:, :2], center=True, normalize=True)
+
+    infonce = _run("infonce", stores).set_index(["variant", "layer"])["value"]
+    dime = _run("dime", stores).set_index(["variant", "layer"])["value"]
+
+    assert infonce["raw", 3] == pytest.approx(metrics.infonce(two[:, 0], two[:, 1]))
+    assert infonce["log_n", 3] == pytest.approx(infonce["raw", 3] / np.log(len(TEXTS)))
+    assert dime["raw", 3] == pytest.approx(
+        metrics.dime(two[:, 0], two[:, 1], n_permutations=3)
+    )
+
+
+def test_lidar_reports_its_entropy_form_and_its_normalisations(stores):
+    lidar = _run("lidar", stores).set_index(["variant", "layer"])["value"]
+    log_n, log_d = np.log(len(TEXTS)), np.log(stores[1].dim)
+
+    entropy = lidar.xs("entropy")
+    np.testing.assert_allclose(entropy, np.log(lidar.xs("raw")))
+    np.testing.assert_allclose(lidar.xs("log_n"), entropy / log_n)
+    np.testing.assert_allclose(lidar.xs("log_d"), entropy / log_d)
+    np.testing.assert_allclose(lidar.xs("max_entropy"), entropy / min(log_n, log_d))
 
 
 def test_curvature_counts_only_prompts_long_enough(stores):

@@ -256,6 +256,10 @@ def _variant(rows: pd.DataFrame, metric: str, variants: dict) -> str:
 
 
 def _unit(metric: str, variant: str) -> str:
+    if metric == "infonce" and variant == "log_n":
+        return "loss / log N (1 = chance)"
+    if variant == "entropy":
+        return "entropy (nats)"
     if variant in _VARIANT_UNITS:
         return _VARIANT_UNITS[variant]
     return _RAW_UNITS.get(metric, "value")

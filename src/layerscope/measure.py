@@ -6,8 +6,9 @@ frame with one row per (variant, layer):
 
     model, source, metric, variant, layer, depth, value, n, per_prompt
 
-``value`` is the layer's number (the mean over prompts for per-prompt
-metrics), ``n`` how many samples it rests on, and ``per_prompt`` the
+``value`` is the layer's number (for per-prompt metrics, the mean over the
+prompts where every variant is defined), ``n`` how many samples (texts or
+prompts) it rests on, and ``per_prompt`` the
 per-prompt values of prompt entropy and curvature (their distribution is
 bimodal in some layers), else null.
 """
@@ -44,21 +45,40 @@ COLUMNS = [
 ]
 
 
-def _rows(layer: int, depth: float, variants: dict, n, per_prompt: bool) -> list[dict]:
-    rows = []
-    for variant, value in variants.items():
-        values = np.atleast_1d(np.asarray(value, dtype=np.float64))
-        rows.append(
-            {
-                "variant": variant,
-                "layer": layer,
-                "depth": depth,
-                "value": float(np.nanmean(values)) if per_prompt else float(value),
-                "n": int(n),
-                "per_prompt": values.tolist() if per_prompt else None,
-            }
-        )
-    return rows
+def _rows(layer: int, depth: float, variants: dict, n: int) -> list[dict]:
+    return [
+        {
+            "variant": variant,
+            "layer": layer,
+            "depth": depth,
+            "value": float(value),
+            "n": int(n),
+            "per_prompt": None,
+        }
+        for variant, value in variants.items()
+    ]
+
+
+def _per_prompt_rows(layer: int, depth: float, variants: dict) -> list[dict]:
+    """Every variant's layer value is its mean over the same prompts.
+
+    Those are the prompts where every variant is defined: a one-token prompt
+    has a raw entropy of 0 but no ``log_n`` (log 1 = 0), and averaging each
+    variant over its own prompts would make them incomparable.
+    """
+    per_prompt = {k: np.asarray(v, dtype=np.float64) for k, v in variants.items()}
+    kept = np.logical_and.reduce([np.isfinite(v) for v in per_prompt.values()])
+    return [
+        {
+            "variant": variant,
+            "layer": layer,
+            "depth": depth,
+            "value": float(values[kept].mean()) if kept.any() else np.nan,
+            "n": int(kept.sum()),
+            "per_prompt": values.tolist(),
+        }
+        for variant, values in per_prompt.items()
+    ]
 
 
 def _token_metric(metric: str, store: ActivationStore, spec: dict, layer: int):
@@ -71,9 +91,8 @@ def _token_metric(metric: str, store: ActivationStore, spec: dict, layer: int):
     )
     if metric == "prompt_entropy":
         values = m.prompt_entropy(tokens, offsets, alpha=spec["alpha"])
-        return m.entropy_variants(values, np.diff(offsets), store.dim), len(values)
-    result = m.curvature(tokens, offsets)
-    return {"radians": result.values}, len(result.values) - result.n_skipped
+        return m.entropy_variants(values, np.diff(offsets), store.dim)
+    return {"radians": m.curvature(tokens, offsets).values}
 
 
 def _pooled_metric(metric: str, store: ActivationStore, spec: dict, layer: int):
@@ -97,13 +116,22 @@ def _view_metric(metric: str, store: ActivationStore, spec: dict, layer: int, la
             f"the views layout is not a full grid: {len(layout)} rows for "
             f"{n_prompts} prompts x {n_views} views"
         )
+    wanted = spec["views"] if metric == "lidar" else 2
+    if wanted > n_views:
+        raise ValueError(f"{metric} asks for {wanted} views, the store has {n_views}")
     order = np.lexsort((views_of, prompts))
     views = store.pooled(layer, spec["pooling"])[order].reshape(n_prompts, n_views, -1)
-    views = m.preprocess(views, center=spec["center"], normalize=spec["normalize"])
+    # The metric's own views only: the centring mean must not depend on how
+    # many views another metric asked the store for.
+    views = m.preprocess(
+        views[:, :wanted], center=spec["center"], normalize=spec["normalize"]
+    )
 
     if metric == "infonce":
-        value = m.infonce(views[:, 0], views[:, 1], temperature=spec["temperature"])
-    elif metric == "dime":
+        loss = m.infonce(views[:, 0], views[:, 1], temperature=spec["temperature"])
+        # log N is the loss of views that say nothing about each other.
+        return {"raw": loss, "log_n": loss / np.log(n_prompts)}, n_prompts
+    if metric == "dime":
         value = m.dime(
             views[:, 0],
             views[:, 1],
@@ -111,15 +139,13 @@ def _view_metric(metric: str, store: ActivationStore, spec: dict, layer: int, la
             n_permutations=spec["permutations"],
             seed=spec["seed"],
         )
-    else:
-        if spec["views"] > n_views:
-            raise ValueError(
-                f"lidar asks for {spec['views']} views, the store has {n_views}"
-            )
-        value = m.lidar(
-            views[:, : spec["views"]], alpha=spec["alpha"], delta=spec["delta"]
-        )
-    return {"raw": value}, n_prompts
+        return m.entropy_variants(value, n_prompts, store.dim), n_prompts
+    value = m.lidar(views, alpha=spec["alpha"], delta=spec["delta"])
+    # "raw" is the effective-rank form; the normalisations apply to its log,
+    # the entropy form ("entropy").
+    entropy = m.entropy_variants(np.log(value), n_prompts, store.dim)
+    entropy["entropy"] = entropy.pop("raw")
+    return {"raw": value, **entropy}, n_prompts
 
 
 def measure(
@@ -153,14 +179,16 @@ def measure(
     started = time.perf_counter()
     rows = []
     for layer in tqdm(range(store.n_layers), desc=metric, disable=not progress):
+        depth = store.depth(layer)
         if metric in TOKEN_METRICS:
-            variants, n = _token_metric(metric, store, spec, layer)
-        elif metric in POOLED_METRICS:
+            variants = _token_metric(metric, store, spec, layer)
+            rows += _per_prompt_rows(layer, depth, variants)
+            continue
+        if metric in POOLED_METRICS:
             variants, n = _pooled_metric(metric, store, spec, layer)
         else:
             variants, n = _view_metric(metric, store, spec, layer, layout)
-        per_prompt = metric in TOKEN_METRICS
-        rows += _rows(layer, store.depth(layer), variants, n, per_prompt)
+        rows += _rows(layer, depth, variants, n)
 
     frame = pd.DataFrame(rows).assign(model=model, source=source, metric=metric)
     log.info(
