@@ -368,11 +368,14 @@ def test_a_second_snakemake_on_the_same_folder_stops_at_the_lock(
             time.sleep(0.2)
         second = snakemake(tmp_path)
         still_running = first.poll() is None
+        # the refused run must leave the first run's lock where it was
+        lock_kept = bool(list((tmp_path / ".snakemake" / "locks").glob("*")))
     finally:
         # the first run has made its point by holding the lock: stop it rather
         # than wait minutes for a workflow this test does not look at
         os.killpg(first.pid, signal.SIGTERM)
         first.wait(timeout=120)
     assert still_running, "the first Snakemake ended before the second one started"
+    assert lock_kept, "the second Snakemake removed the first one's lock"
     assert second.returncode != 0
     assert "cannot be locked" in second.stderr
